@@ -1,0 +1,1 @@
+"""tfm's command line: one module per command, parsing and wiring only."""

@@ -1,0 +1,173 @@
+"""The encoder forward pass: token ids (or text) to ``last_hidden_state``.
+
+Records of different lengths are padded into one batch and the padding is cut
+off again, so a record's result never depends on its batch companions beyond
+float rounding (tests hold it to 1e-5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tfm.core import fields as F
+from tfm.core.engine import Engine
+from tfm.core.errors import FatalError, ItemError
+from tfm.core.modeldir import ModelDir
+from tfm.core.stream import Record
+
+POOLS = ("cls", "mean", "max")
+
+
+@dataclass
+class TokenItem:
+    record: Record
+    ids: np.ndarray  # (T,)
+    mask: np.ndarray  # (T,)
+    types: np.ndarray  # (T,)
+    extra: dict[str, Any]  # fields made here (tokenized on the fly)
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
+    """A sentence vector from token vectors (T, D) -> (D,), padding ignored."""
+    keep = mask.astype(bool)
+    if not keep.any():
+        raise ItemError("no unmasked token to pool", "empty")
+    if how == "cls":
+        return hidden[0].copy()
+    if how == "mean":
+        w = keep.astype(np.float32)[:, None]
+        return (hidden * w).sum(0) / w.sum()
+    if how == "max":
+        return hidden[keep].max(0)
+    raise ValueError(how)
+
+
+def l2_normalize(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    if n == 0.0:
+        raise ItemError("zero vector cannot be normalized", "bad-value")
+    return (v / n).astype(np.float32)
+
+
+class TokenInputs:
+    """Checks and batches token records for a text model (shared by encode and the stages)."""
+
+    def __init__(self, model: ModelDir, *, truncate: bool = False, special_tokens: bool = True):
+        self.model = model
+        self.truncate = truncate
+        self.special_tokens = special_tokens
+        self.max_len = model.max_positions
+        self.vocab_size = model.config.get("vocab_size")
+        self.pad_id = model.config.get("pad_token_id") or 0
+
+    def item(self, rec: Record) -> TokenItem:
+        extra: dict[str, Any] = {}
+        ids = F.int_vector(rec, "input_ids", required=False)
+        if ids is None:
+            text = F.text(rec)
+            if text is None:
+                raise F.missing(rec, "input_ids", "text")
+            pair = F.text(rec, "text_pair")
+            [enc] = self.model.tokenizer.encode(
+                [text], [pair] if pair is not None else None, special_tokens=self.special_tokens,
+                max_length=self.max_len if self.truncate else None, truncate=self.truncate,
+            )
+            if isinstance(enc, ItemError):
+                raise enc
+            extra = enc
+            ids = enc["input_ids"]
+        mask = F.int_vector(rec, "attention_mask", required=False)
+        types = F.int_vector(rec, "token_type_ids", required=False)
+        if "attention_mask" in extra:
+            mask, types = extra["attention_mask"], extra["token_type_ids"]
+        mask = np.ones_like(ids) if mask is None else mask
+        types = np.zeros_like(ids) if types is None else types
+        if not (len(mask) == len(types) == len(ids)):
+            raise ItemError(
+                f"input_ids ({len(ids)}), attention_mask ({len(mask)}) and token_type_ids ({len(types)}) differ in length",
+                "bad-shape",
+            )
+        if len(ids) == 0:
+            raise ItemError("no tokens to encode", "empty")
+        if self.vocab_size is not None:
+            bad = ids[(ids < 0) | (ids >= self.vocab_size)]
+            if bad.size:
+                raise ItemError(f"token id {int(bad[0])} is outside the vocabulary (size {self.vocab_size})", "bad-id")
+        if self.max_len is not None and len(ids) > self.max_len:
+            if not self.truncate:
+                raise ItemError(
+                    f"{len(ids)} tokens, more than the model's max_position_embeddings {self.max_len}; "
+                    "pass --truncate to cut",
+                    "too-long",
+                )
+            ids, mask, types = self._cut(rec, ids, mask, types)
+            extra = {k: v[: self.max_len] if isinstance(v, (np.ndarray, list)) else v for k, v in extra.items()}
+        return TokenItem(rec, ids, mask, types, extra)
+
+    def _cut(self, rec: Record, ids, mask, types):
+        """Truncate already tokenized ids, keeping a final special token ([SEP], </s>)."""
+        n = self.max_len
+        special = F.int_vector(rec, "special_tokens_mask", required=False)
+        if special is not None and len(special) == len(ids) and special[-1]:
+            keep = np.r_[np.arange(n - 1), len(ids) - 1]
+            return ids[keep], mask[keep], types[keep]
+        return ids[:n], mask[:n], types[:n]
+
+    def batch(self, items: list[TokenItem]) -> dict[str, np.ndarray]:
+        """Padded (B, T) arrays for the graph."""
+        width = max(len(it.ids) for it in items)
+        ids = np.full((len(items), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(items), width), dtype=np.int64)
+        types = np.zeros((len(items), width), dtype=np.int64)
+        for b, it in enumerate(items):
+            n = len(it.ids)
+            ids[b, :n], mask[b, :n], types[b, :n] = it.ids, it.mask, it.types
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+class EncodeStage:
+    """`tfm encode`: the model's full forward pass from token ids."""
+
+    def __init__(self, model: ModelDir, engine: Engine, *, pool: str | None = None, normalize: bool = False,
+                 truncate: bool = False, hidden: bool = True):
+        if pool is not None and pool not in POOLS:
+            raise FatalError(f"--pool must be one of {', '.join(POOLS)}")
+        if normalize and pool is None:
+            raise FatalError("--normalize needs --pool (it normalizes the sentence vector)")
+        if not hidden and pool is None:
+            raise FatalError("--no-hidden needs --pool, or nothing would be computed")
+        self.model = model
+        self.inputs = TokenInputs(model, truncate=truncate)
+        self.session = engine.session(model.onnx())
+        self.feed_names = {i.name for i in self.session.get_inputs()}
+        unknown = self.feed_names - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown:
+            raise FatalError(f"model {model.name}: unexpected graph inputs {sorted(unknown)}; is it a feature-extraction export?")
+        outs = [o.name for o in self.session.get_outputs()]
+        self.output = "last_hidden_state" if "last_hidden_state" in outs else outs[0]
+        self.pool, self.normalize, self.hidden = pool, normalize, hidden
+
+    def prepare(self, rec: Record) -> TokenItem:
+        return self.inputs.item(rec)
+
+    def forward(self, items: list[TokenItem]) -> np.ndarray:
+        feed = {k: v for k, v in self.inputs.batch(items).items() if k in self.feed_names}
+        return self.session.run([self.output], feed)[0]  # (B, T, D)
+
+    def run(self, items: list[TokenItem]) -> list[dict]:
+        hidden = self.forward(items)
+        out = []
+        for b, it in enumerate(items):
+            h = np.ascontiguousarray(hidden[b, : len(it.ids)])  # (T, D), batch padding cut off
+            fields = F.passthrough(it.record, drop=("inputs_embeds", "hidden_states", "layer"))
+            fields.update(it.extra)
+            if self.hidden:
+                fields["last_hidden_state"] = h
+            if self.pool:
+                v = pool(h, it.mask, self.pool)
+                fields["sentence_embedding"] = l2_normalize(v) if self.normalize else v
+            out.append(fields)
+        return out
