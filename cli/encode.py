@@ -19,6 +19,13 @@ Records of different lengths are batched with padding; the padding is cut off
 again, so each record's output has its own length and does not depend on what
 it was batched with.
 
+Records that carry `hidden_states` (from tfm posenc or tfm attend --add-norm)
+are not embedded again: the model's graph is started at the place named by
+their `seam` field (layers.0.input after posenc), or at the input of layer L
+with --from-layer L. So
+
+    tfm tokenize | tfm embed | tfm posenc | tfm encode  ==  tfm tokenize | tfm encode
+
 --pool adds `sentence_embedding` (D,): `cls` takes the first token's vector,
 `mean` averages the vectors of the tokens whose attention_mask is 1, `max`
 takes the element-wise maximum over them. --normalize scales it to unit L2
@@ -40,6 +47,7 @@ def command(
     pool: Annotated[Optional[str], typer.Option("--pool", help="Add sentence_embedding: cls, mean or max.", show_default=False)] = None,
     normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalize the sentence embedding.")] = False,
     hidden: Annotated[bool, typer.Option("--hidden/--no-hidden", help="Write last_hidden_state (--no-hidden: only the pooled vector).")] = True,
+    from_layer: Annotated[Optional[int], typer.Option("--from-layer", help="Start at layer L: input records carry that layer's input as hidden_states.", min=0, show_default=False)] = None,
     truncate: C.Truncate = False,
     device: C.Device = "auto",
     threads: C.Threads = None,
@@ -57,7 +65,7 @@ def command(
         from tfm.core.modeldir import resolve
 
         return EncodeStage(resolve(model), C.engine(device, threads, verbose), pool=pool, normalize=normalize,
-                           truncate=truncate, hidden=hidden)
+                           truncate=truncate, hidden=hidden, from_layer=from_layer)
 
     C.stream("encode", stage, inputs=inputs, output=output, fmt=fmt, batch_size=batch_size,
              fail_fast=fail_fast, quiet=quiet, accept_text=True, texts=text)

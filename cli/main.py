@@ -11,9 +11,9 @@ import typer
 # (command, module in tfm.cli or None while not built yet, one-line help for the planned ones)
 COMMANDS: list[tuple[str, str | None, str]] = [
     ("tokenize", "tokenize", ""),
-    ("embed", None, "Token ids to the model's own embedding vectors."),
-    ("posenc", None, "Add position information: sinusoidal or the model's learned table."),
-    ("attend", None, "Scaled dot-product attention, on given arrays or with a model's layer."),
+    ("embed", "embed", ""),
+    ("posenc", "posenc", ""),
+    ("attend", "attend", ""),
     ("encode", "encode", ""),
     ("translate", None, "Encoder-decoder generation: greedy and beam search."),
     ("patchify", None, "A Vision Transformer's view of an image: patches, projection, [CLS], positions."),

@@ -132,7 +132,7 @@ class EncodeStage:
     """`tfm encode`: the model's full forward pass from token ids."""
 
     def __init__(self, model: ModelDir, engine: Engine, *, pool: str | None = None, normalize: bool = False,
-                 truncate: bool = False, hidden: bool = True):
+                 truncate: bool = False, hidden: bool = True, from_layer: int | None = None):
         if pool is not None and pool not in POOLS:
             raise FatalError(f"--pool must be one of {', '.join(POOLS)}")
         if normalize and pool is None:
@@ -149,21 +149,50 @@ class EncodeStage:
         outs = [o.name for o in self.session.get_outputs()]
         self.output = "last_hidden_state" if "last_hidden_state" in outs else outs[0]
         self.pool, self.normalize, self.hidden = pool, normalize, hidden
+        self.engine, self.from_layer, self._states = engine, from_layer, None
+        self.width = model.config.get("hidden_size")
 
-    def prepare(self, rec: Record) -> TokenItem:
+    def states(self):
+        """Cut graphs that start inside the model, for records that carry hidden_states."""
+        if self._states is None:
+            from tfm.core.stages import StatePieces
+
+            self._states = StatePieces(self.model, self.engine, [self.output])
+            if self.from_layer is not None and not 0 <= self.from_layer < self._states.info["layers"]:
+                raise FatalError(f"--from-layer must be 0..{self._states.info['layers'] - 1}")
+        return self._states
+
+    def prepare(self, rec: Record):
+        if "hidden_states" in rec.fields or rec.bare or self.from_layer is not None:
+            from tfm.core.stages import state_item
+
+            force = f"layers.{self.from_layer}.input" if self.from_layer is not None else None
+            item = state_item(rec, "layers.0.input", force, self.width)
+            self.states().check(item.seam)
+            return item
         return self.inputs.item(rec)
 
     def forward(self, items: list[TokenItem]) -> np.ndarray:
         feed = {k: v for k, v in self.inputs.batch(items).items() if k in self.feed_names}
         return self.session.run([self.output], feed)[0]  # (B, T, D)
 
-    def run(self, items: list[TokenItem]) -> list[dict]:
-        hidden = self.forward(items)
+    def run(self, items: list) -> list[dict]:
+        tokens = [k for k, it in enumerate(items) if isinstance(it, TokenItem)]
+        states = [k for k, it in enumerate(items) if not isinstance(it, TokenItem)]
+        hidden: list[np.ndarray | None] = [None] * len(items)
+        if tokens:
+            batch = self.forward([items[k] for k in tokens])
+            for j, k in enumerate(tokens):
+                hidden[k] = np.ascontiguousarray(batch[j, : len(items[k].ids)])  # (T, D), batch padding cut off
+        if states:
+            for k, res in zip(states, self.states().run([items[k] for k in states])):
+                hidden[k] = res[self.output]
         out = []
-        for b, it in enumerate(items):
-            h = np.ascontiguousarray(hidden[b, : len(it.ids)])  # (T, D), batch padding cut off
-            fields = F.passthrough(it.record, drop=("inputs_embeds", "hidden_states", "layer"))
-            fields.update(it.extra)
+        for it, h in zip(items, hidden):
+            fields = F.passthrough(it.record, drop=("inputs_embeds", "hidden_states", "seam", "attentions",
+                                                    "attention_output"))
+            if isinstance(it, TokenItem):
+                fields.update(it.extra)
             if self.hidden:
                 fields["last_hidden_state"] = h
             if self.pool:

@@ -66,7 +66,8 @@ def float_tensor(record: Record, name: str, ndim: int | tuple[int, ...] = 2, req
         kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
         raise ItemError(f"field {name!r} must be a float tensor {shape_hint}, got {kind}", "bad-type")
     if value.dtype.kind != "f":
-        raise ItemError(f"field {name!r} must hold floats {shape_hint}, got {value.dtype}", "bad-type")
+        hint = " (in JSON write 1.0, not 1)" if value.dtype.kind in "iu" else ""
+        raise ItemError(f"field {name!r} must hold floats {shape_hint}, got {value.dtype}{hint}", "bad-type")
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if value.ndim not in dims:
         raise ItemError(f"field {name!r} must have shape {shape_hint}, got {value.shape}", "bad-shape")

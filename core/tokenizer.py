@@ -165,7 +165,7 @@ class TokenizeStage:
         from tfm.core import fields as F
 
         if self.decode:
-            return [{**F.passthrough(rec), "text": text} for rec, text, _ in items]
+            return [{**F.passthrough(rec, drop=("text_pair",)), "text": text} for rec, text, _ in items]
         encoded = self.tok.encode(
             [t for _, t, _ in items],
             [p for _, _, p in items] if any(p is not None for _, _, p in items) else None,
