@@ -19,6 +19,17 @@ from tfm.core.modeldir import ModelDir
 from tfm.core.stream import Record
 
 POOLS = ("cls", "mean", "max")
+PER_TOKEN = ("tokens", "input_ids", "offsets", "attention_mask", "special_tokens_mask", "token_type_ids")
+
+
+def _length(value) -> int:
+    return len(value) if isinstance(value, (list, np.ndarray)) else -1
+
+
+def _take(value, keep: np.ndarray):
+    if isinstance(value, np.ndarray):
+        return value[keep]
+    return [value[i] for i in keep]
 
 
 @dataclass
@@ -103,18 +114,22 @@ class TokenInputs:
                     "pass --truncate to cut",
                     "too-long",
                 )
-            ids, mask, types = self._cut(rec, ids, mask, types)
-            extra = {k: v[: self.max_len] if isinstance(v, (np.ndarray, list)) else v for k, v in extra.items()}
+            n0, keep = len(ids), self._keep(rec, ids, extra)
+            ids, mask, types = ids[keep], mask[keep], types[keep]
+            # every per-token field of the record is cut the same way
+            source = {**rec.fields, **extra}
+            extra.update({k: _take(v, keep) for k, v in source.items() if k in PER_TOKEN and _length(v) == n0})
         return TokenItem(rec, ids, mask, types, extra)
 
-    def _cut(self, rec: Record, ids, mask, types):
-        """Truncate already tokenized ids, keeping a final special token ([SEP], </s>)."""
+    def _keep(self, rec: Record, ids, extra) -> np.ndarray:
+        """Indices kept when cutting to max_len: the final special token ([SEP], </s>) stays."""
         n = self.max_len
-        special = F.int_vector(rec, "special_tokens_mask", required=False)
+        special = extra.get("special_tokens_mask")
+        if special is None:
+            special = F.int_vector(rec, "special_tokens_mask", required=False)
         if special is not None and len(special) == len(ids) and special[-1]:
-            keep = np.r_[np.arange(n - 1), len(ids) - 1]
-            return ids[keep], mask[keep], types[keep]
-        return ids[:n], mask[:n], types[:n]
+            return np.r_[np.arange(n - 1), len(ids) - 1]
+        return np.arange(n)
 
     def batch(self, items: list[TokenItem]) -> dict[str, np.ndarray]:
         """Padded (B, T) arrays for the graph."""

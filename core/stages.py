@@ -18,6 +18,7 @@ import numpy as np
 
 from tfm.core import fields as F
 from tfm.core import graph
+from tfm.core.attention import check_memory
 from tfm.core.encode import TokenInputs, TokenItem, l2_normalize, pool
 from tfm.core.engine import Engine
 from tfm.core.errors import FatalError, ItemError
@@ -130,10 +131,12 @@ class PosencStage:
         self.model = model
         self.table = None
         if kind == "learned":
-            assert model is not None and engine is not None
+            if model is None:
+                raise FatalError("--kind learned needs a model")
             if only:
                 self.table = self._position_table(model)
             else:
+                assert engine is not None
                 self.piece = Piece(model, engine, ["embeddings.word"], ["embeddings.output"])
                 self.max_len = model.max_positions
 
@@ -227,7 +230,7 @@ class StateItem:
 def state_item(rec: Record, seam_default: str | None, force_seam: str | None, width: int | None = None) -> StateItem:
     x = F.float_tensor(rec, "hidden_states")
     seam = force_seam or rec.fields.get("seam") or seam_default
-    if not isinstance(seam, str):
+    if seam is not None and not isinstance(seam, str):
         raise ItemError("field 'seam' must be a string like 'layers.0.input'", "bad-type")
     mask = F.int_vector(rec, "attention_mask", required=False)
     if mask is None:
@@ -307,6 +310,8 @@ class ModelAttendStage:
 
     def prepare(self, rec: Record) -> tuple[StateItem, int]:
         item = state_item(rec, None, None, self.width)
+        heads = self.model.config.get("num_attention_heads", 1)
+        check_memory(1, heads, len(item.states), len(item.states))
         from_record = seam_layer(rec.fields.get("seam"))
         if rec.fields.get("seam") is not None and from_record is None:
             raise ItemError(f"record holds {rec.fields['seam']!r}, not a layer's input; attention needs layers.L.input",
