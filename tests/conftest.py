@@ -17,6 +17,12 @@ FIXTURES = ROOT / "tests" / "fixtures"
 DATA = ROOT / "tests" / "data"
 TFM = [sys.executable, "-m", "tfm.cli.main"]
 
+# Cut graphs and hub downloads go to a cache of the test run's own, never a user's.
+if "TFM_TEST_KEEP_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["TFM_CACHE"] = tempfile.mkdtemp(prefix="tfm-test-cache-")
+
 
 def tfm(*args, input: bytes | str | None = None, timeout: float = 120, env: dict | None = None,
         check: bool = False) -> subprocess.CompletedProcess:
