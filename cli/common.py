@@ -118,6 +118,6 @@ def stream(
 
 
 def engine(device: str, threads: int | None, verbose: bool):
-    from tfm.core.engine import Engine
+    from tfm.core.engine import Engine, default_threads
 
-    return Engine(device, threads, verbose)
+    return Engine(device, threads if threads is not None else default_threads(), verbose)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from tfm.cli import common as C
@@ -21,7 +23,7 @@ tfm models -f json | jq -r .name""",
 
 
 def command(
-    fmt: C.Format = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (for people) or json (JSON Lines).")] = "table",
 ):
     """List the embedded models: name, task, size, source, licence."""
     from tfm.core import process

@@ -193,7 +193,10 @@ def _reject_constant(name: str):
 def _bounded_int(digits: str) -> int:
     if len(digits.lstrip("-")) > MAX_INT_DIGITS:
         raise ValueError(f"integer with {len(digits)} digits is out of range")
-    return int(digits)
+    value = int(digits)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(f"integer {digits} is out of the int64 range")
+    return value
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
