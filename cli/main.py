@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str | None, str]] = [
     ("translate", None, "Encoder-decoder generation: greedy and beam search."),
     ("patchify", None, "A Vision Transformer's view of an image: patches, projection, [CLS], positions."),
     ("classify", None, "ViT image classification over files and folders."),
+    ("taps", "taps", ""),
     ("models", "models", ""),
 ]
 
