@@ -26,6 +26,11 @@ with --from-layer L. So
 
     tfm tokenize | tfm embed | tfm posenc | tfm encode  ==  tfm tokenize | tfm encode
 
+--tap exposes intermediate tensors of the model under readable names (see
+tfm-taps(1)): --tap attentions adds `layers.L.attention.probs` (H, T, T) for
+every layer, --tap hidden-states adds `embeddings.output` and
+`layers.L.output` (T, D). The final outputs are unchanged by taps.
+
 --pool adds `sentence_embedding` (D,): `cls` takes the first token's vector,
 `mean` averages the vectors of the tokens whose attention_mask is 1, `max`
 takes the element-wise maximum over them. --normalize scales it to unit L2
@@ -36,7 +41,8 @@ similarity (for all-MiniLM-L6-v2 that is the sentence-transformers recipe:
 echo "A cat sits on the mat." | tfm tokenize | tfm encode --pool mean --normalize
 tfm encode --pool mean --normalize --no-hidden < sentences.txt | jq -c .sentence_embedding
 tfm tokenize -f npy < sentences.txt | tfm encode -f npy > hidden.npy
-tfm encode --model path/to/optimum-export --device cuda < sentences.txt""",
+tfm encode --model path/to/optimum-export --device cuda < sentences.txt
+echo "A cat sits on the mat." | tfm encode --tap attentions | jq -c '.["layers.5.attention.probs"][0][0]'""",
 }
 
 
@@ -48,6 +54,7 @@ def command(
     normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalize the sentence embedding.")] = False,
     hidden: Annotated[bool, typer.Option("--hidden/--no-hidden", help="Write last_hidden_state (--no-hidden: only the pooled vector).")] = True,
     from_layer: Annotated[Optional[int], typer.Option("--from-layer", help="Start at layer L: input records carry that layer's input as hidden_states.", min=0, show_default=False)] = None,
+    tap: Annotated[Optional[List[str]], typer.Option("--tap", help="Add intermediate tensors to the output: attentions, hidden-states, a name glob or an operator type (repeatable; see tfm taps).", show_default=False)] = None,
     truncate: C.Truncate = False,
     device: C.Device = "auto",
     threads: C.Threads = None,
@@ -65,7 +72,7 @@ def command(
         from tfm.core.modeldir import resolve
 
         return EncodeStage(resolve(model), C.engine(device, threads, verbose), pool=pool, normalize=normalize,
-                           truncate=truncate, hidden=hidden, from_layer=from_layer)
+                           truncate=truncate, hidden=hidden, from_layer=from_layer, taps=tap)
 
     C.stream("encode", stage, inputs=inputs, output=output, fmt=fmt, batch_size=batch_size,
              fail_fast=fail_fast, quiet=quiet, accept_text=True, texts=text)

@@ -147,7 +147,8 @@ class EncodeStage:
     """`tfm encode`: the model's full forward pass from token ids."""
 
     def __init__(self, model: ModelDir, engine: Engine, *, pool: str | None = None, normalize: bool = False,
-                 truncate: bool = False, hidden: bool = True, from_layer: int | None = None):
+                 truncate: bool = False, hidden: bool = True, from_layer: int | None = None,
+                 taps: list[str] | None = None):
         if pool is not None and pool not in POOLS:
             raise FatalError(f"--pool must be one of {', '.join(POOLS)}")
         if normalize and pool is None:
@@ -156,7 +157,17 @@ class EncodeStage:
             raise FatalError("--no-hidden needs --pool, or nothing would be computed")
         self.model = model
         self.inputs = TokenInputs(model, truncate=truncate)
-        self.session = engine.session(model.onnx())
+        self.taps: dict[str, str] = {}
+        if taps:
+            from tfm.core import taps as T
+
+            path = model.onnx()
+            self.taps = {name: entry["tensor"] for name, entry in T.select(path, taps).items()}
+            blob, key = T.tapped_graph(path, list(self.taps.values()))
+            # no fusions: the tapped tensors must exist exactly as exported
+            self.session = engine.session(blob, key=f"{path}:{key}", optimize=False)
+        else:
+            self.session = engine.session(model.onnx())
         self.feed_names = {i.name for i in self.session.get_inputs()}
         unknown = self.feed_names - {"input_ids", "attention_mask", "token_type_ids"}
         if unknown:
@@ -166,6 +177,16 @@ class EncodeStage:
         self.pool, self.normalize, self.hidden = pool, normalize, hidden
         self.engine, self.from_layer, self._states = engine, from_layer, None
         self.width = model.config.get("hidden_size")
+        if self.taps:
+            from tfm.core.taps import sequence_axes
+
+            tensors = list(self.taps.values())
+            self.tap_axes = sequence_axes(self.session.run, tensors, self._probe_feed)
+
+    def _probe_feed(self, length: int) -> dict[str, np.ndarray]:
+        ids = np.full((1, length), self.inputs.pad_id, dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return {k: v for k, v in feed.items() if k in self.feed_names}
 
     def states(self):
         """Cut graphs that start inside the model, for records that carry hidden_states."""
@@ -181,29 +202,42 @@ class EncodeStage:
         if "hidden_states" in rec.fields or rec.bare or self.from_layer is not None:
             from tfm.core.stages import state_item
 
+            if self.taps:
+                raise ItemError("--tap needs token records (input_ids or text), not hidden_states", "bad-input")
             force = f"layers.{self.from_layer}.input" if self.from_layer is not None else None
             item = state_item(rec, "layers.0.input", force, self.width)
             self.states().check(item.seam)
             return item
         return self.inputs.item(rec)
 
-    def forward(self, items: list[TokenItem]) -> np.ndarray:
+    def forward(self, items: list[TokenItem]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        """(B, T, D) last hidden states, and each item's tapped tensors (padding cut off)."""
         feed = {k: v for k, v in self.inputs.batch(items).items() if k in self.feed_names}
-        return self.session.run([self.output], feed)[0]  # (B, T, D)
+        outs = self.session.run([self.output] + list(self.taps.values()), feed)
+        tapped: list[dict[str, np.ndarray]] = [{} for _ in items]
+        if self.taps:
+            from tfm.core.taps import strip
+
+            for (name, tensor), arr in zip(self.taps.items(), outs[1:]):
+                for b, it in enumerate(items):
+                    tapped[b][name] = strip(arr[b], self.tap_axes[tensor], len(it.ids))
+        return outs[0], tapped
 
     def run(self, items: list) -> list[dict]:
         tokens = [k for k, it in enumerate(items) if isinstance(it, TokenItem)]
         states = [k for k, it in enumerate(items) if not isinstance(it, TokenItem)]
         hidden: list[np.ndarray | None] = [None] * len(items)
+        tapped: list[dict] = [{} for _ in items]
         if tokens:
-            batch = self.forward([items[k] for k in tokens])
+            batch, taps = self.forward([items[k] for k in tokens])
             for j, k in enumerate(tokens):
                 hidden[k] = np.ascontiguousarray(batch[j, : len(items[k].ids)])  # (T, D), batch padding cut off
+                tapped[k] = taps[j]
         if states:
             for k, res in zip(states, self.states().run([items[k] for k in states])):
                 hidden[k] = res[self.output]
         out = []
-        for it, h in zip(items, hidden):
+        for it, h, tap in zip(items, hidden, tapped):
             fields = F.passthrough(it.record, drop=("inputs_embeds", "hidden_states", "seam", "attentions",
                                                     "attention_output"))
             if isinstance(it, TokenItem):
@@ -213,5 +247,6 @@ class EncodeStage:
             if self.pool:
                 v = pool(h, it.mask, self.pool)
                 fields["sentence_embedding"] = l2_normalize(v) if self.normalize else v
+            fields.update(tap)
             out.append(fields)
         return out

@@ -105,7 +105,7 @@ def run(command: str, body: Callable[[], int], *, quiet: bool = False) -> int:
     except Interrupted:
         say(f"interrupted after {state.records_done} records")
         return EXIT_INTERRUPTED
-    except BrokenPipe:
+    except (BrokenPipe, BrokenPipeError):
         _silence_stdout()
         return EXIT_OK
     except TfmError as e:
