@@ -42,7 +42,7 @@ def command(
     pattern: Annotated[str, typer.Option("--match", help="Only names matching this --tap pattern.")] = "**",
     fmt: Annotated[str, typer.Option("--format", "-f", help="table (for people) or json (JSON Lines).")] = "table",
 ):
-    """List the tensors of a model that --tap can expose."""
+    """List the internal tensors of a model that can be tapped."""
     from tfm.core import process
 
     def body() -> int:
