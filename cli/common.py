@@ -121,3 +121,69 @@ def engine(device: str, threads: int | None, verbose: bool):
     from tfm.core.engine import Engine, default_threads
 
     return Engine(device, threads if threads is not None else default_threads(), verbose)
+
+
+Glob = Annotated[Optional[str], typer.Option("--glob", help="Only files whose name (or relative path) matches this pattern, e.g. '*.png'.", show_default=False)]
+Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders of folders given as input.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Threads decoding images ahead of the model (default: up to 4).", min=1, show_default=False)]
+
+
+def image_stream(
+    command: str,
+    make_stage: Callable[[], tuple[object, object]],
+    *,
+    inputs: list[Path] | None,
+    output: Path | None,
+    fmt: str,
+    formats: tuple[str, ...] = FORMATS,
+    batch_size: int,
+    fail_fast: bool,
+    quiet: bool,
+    glob: str | None,
+    recursive: bool,
+    workers: int | None,
+    resume: bool = False,
+    csv: tuple[list[str], Callable] | None = None,
+    summary: bool = True,
+) -> None:
+    """Run an image command: paths in (files, folders, stdin), records out, progress and a summary on stderr."""
+    from tfm.core import process
+
+    def body() -> int:
+        from tfm.core.errors import FatalError
+        from tfm.core.pipeline import run_stage
+        from tfm.core.progress import Progress
+        from tfm.core.stream import RecordWriter
+        from tfm.core.vision import decoded, done_paths, image_paths
+
+        check_format(fmt, formats)
+        stage, preprocess = make_stage()
+        names = [str(p) for p in inputs] if inputs else None
+        if (names is None or "-" in names) and sys.stdin is not None and sys.stdin.isatty():
+            process.say("reading image paths from the terminal (end with Ctrl-D)")
+        skip: set[str] = set()
+        if resume:
+            if output is None or str(output) == "-":
+                raise FatalError("--resume needs --output FILE")
+            if fmt == "npy":
+                raise FatalError("--resume works with json or csv output")
+            skip = done_paths(output, fmt)
+        paths = list(image_paths(names, glob, recursive)) if names and "-" not in names else None
+        total = None if paths is None else len(paths)
+        if paths is None:
+            paths = image_paths(names, glob, recursive)
+        if skip:
+            paths = (p for p in paths if p[0] not in skip)
+            total = None if total is None else total - len(skip)
+        appending = resume and output is not None and output.exists() and output.stat().st_size > 0
+        stream = open_output(output, append=resume)
+        columns, row = csv if csv else (None, None)
+        writer = RecordWriter(stream, fmt, columns=columns, row=row, header=not appending)
+        progress = Progress(total, "images", quiet=quiet or not summary)
+        try:
+            return run_stage(decoded(paths, preprocess, workers), stage, writer, batch_size=batch_size,
+                             fail_fast=fail_fast, progress=progress)
+        finally:
+            progress.finish()
+
+    raise typer.Exit(process.run(command, body, quiet=quiet))

@@ -16,8 +16,9 @@ COMMANDS: list[tuple[str, str | None, str]] = [
     ("attend", "attend", ""),
     ("encode", "encode", ""),
     ("translate", None, "Encoder-decoder generation: greedy and beam search."),
-    ("patchify", None, "A Vision Transformer's view of an image: patches, projection, [CLS], positions."),
-    ("classify", None, "ViT image classification over files and folders."),
+    ("patchify", "patchify", ""),
+    ("classify", "classify", ""),
+    ("show", "show", ""),
     ("taps", "taps", ""),
     ("models", "models", ""),
 ]

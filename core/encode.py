@@ -158,30 +158,52 @@ class EncodeStage:
         self.model = model
         self.inputs = TokenInputs(model, truncate=truncate)
         self.taps: dict[str, str] = {}
+        self.engine, self._session = engine, None
+        path = model.onnx()
         if taps:
             from tfm.core import taps as T
 
-            path = model.onnx()
             self.taps = {name: entry["tensor"] for name, entry in T.select(path, taps).items()}
-            blob, key = T.tapped_graph(path, list(self.taps.values()))
-            # no fusions: the tapped tensors must exist exactly as exported
-            self.session = engine.session(blob, key=f"{path}:{key}", optimize=False)
-        else:
-            self.session = engine.session(model.onnx())
-        self.feed_names = {i.name for i in self.session.get_inputs()}
+        try:  # the graph's inputs and outputs without building a session (records from posenc need none)
+            from tfm.core import graph
+
+            info = graph.seams(path)
+            inputs, outs = info["inputs"], info["outputs"]
+        except FatalError:  # not a graph tfm can take apart (e.g. fused attention): it can still run whole
+            inputs = [i.name for i in self.session.get_inputs()]
+            outs = [o.name for o in self.session.get_outputs()]
+        self.feed_names = set(inputs)
+        # an image model's encoder starts from the records of `tfm patchify --project`
+        self.vision = "pixel_values" in self.feed_names
         unknown = self.feed_names - {"input_ids", "attention_mask", "token_type_ids"}
-        if unknown:
+        if unknown and not self.vision:
             raise FatalError(f"model {model.name}: unexpected graph inputs {sorted(unknown)}; is it a feature-extraction export?")
-        outs = [o.name for o in self.session.get_outputs()]
         self.output = "last_hidden_state" if "last_hidden_state" in outs else outs[0]
         self.pool, self.normalize, self.hidden = pool, normalize, hidden
-        self.engine, self.from_layer, self._states = engine, from_layer, None
+        self.from_layer, self._states = from_layer, None
         self.width = model.config.get("hidden_size")
+        if self.taps and self.vision:
+            raise FatalError("--tap on an image model belongs to tfm classify")
         if self.taps:
             from tfm.core.taps import sequence_axes
 
             tensors = list(self.taps.values())
             self.tap_axes = sequence_axes(self.session.run, tensors, self._probe_feed)
+
+    @property
+    def session(self):
+        """The whole model (with taps added), built on first use."""
+        if self._session is None:
+            path = self.model.onnx()
+            if self.taps:
+                from tfm.core import taps as T
+
+                blob, key = T.tapped_graph(path, list(self.taps.values()))
+                # no fusions: the tapped tensors must exist exactly as exported
+                self._session = self.engine.session(blob, key=f"{path}:{key}", optimize=False)
+            else:
+                self._session = self.engine.session(path)
+        return self._session
 
     def _probe_feed(self, length: int) -> dict[str, np.ndarray]:
         ids = np.full((1, length), self.inputs.pad_id, dtype=np.int64)
@@ -193,7 +215,7 @@ class EncodeStage:
         if self._states is None:
             from tfm.core.stages import StatePieces
 
-            self._states = StatePieces(self.model, self.engine, [self.output])
+            self._states = StatePieces(self.model, self.engine, ["last_hidden_state"])
             if self.from_layer is not None and not 0 <= self.from_layer < self._states.info["layers"]:
                 raise FatalError(f"--from-layer must be 0..{self._states.info['layers'] - 1}")
         return self._states
@@ -208,6 +230,8 @@ class EncodeStage:
             item = state_item(rec, "layers.0.input", force, self.width)
             self.states().check(item.seam)
             return item
+        if self.vision:
+            raise F.missing(rec, "hidden_states")
         return self.inputs.item(rec)
 
     def forward(self, items: list[TokenItem]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
@@ -235,7 +259,7 @@ class EncodeStage:
                 tapped[k] = taps[j]
         if states:
             for k, res in zip(states, self.states().run([items[k] for k in states])):
-                hidden[k] = res[self.output]
+                hidden[k] = res["last_hidden_state"]
         out = []
         for it, h, tap in zip(items, hidden, tapped):
             fields = F.passthrough(it.record, drop=("inputs_embeds", "hidden_states", "seam", "attentions",

@@ -21,7 +21,7 @@ MADE_BY = {
     "attention_mask": "tfm tokenize",
     "token_type_ids": "tfm tokenize",
     "inputs_embeds": "tfm embed",
-    "hidden_states": "tfm posenc",
+    "hidden_states": "tfm posenc or tfm patchify --project",
     "last_hidden_state": "tfm encode",
     "q": "you (a float tensor)",
     "patches": "tfm patchify",

@@ -225,8 +225,17 @@ def analyse(g: Graph) -> Structure:
         seams.update({f"{p}.input": layer.input, f"{p}.attention.probs": layer.probs,
                       f"{p}.attention.output": layer.attention_output,
                       f"{p}.attention.add_norm": layer.add_norm, f"{p}.output": layer.output})
+    seams["last_hidden_state"] = _final_state(g, layers[-1].output)
     s.seams = seams
     return s
+
+
+def _final_state(g: Graph, last_output: str) -> str:
+    """The encoder's last hidden state: a graph output of that name, else the final LayerNorm (pre-LN models)."""
+    if "last_hidden_state" in g.outputs:
+        return "last_hidden_state"
+    norms = [n for n in g.consumers.get(last_output, []) if n.op_type == "LayerNormalization"]
+    return norms[0].output[0] if len(norms) == 1 else last_output
 
 
 def _find_embeddings(g: Graph, s: Structure) -> None:
@@ -342,7 +351,7 @@ def seams(path: Path) -> dict:
     """Seam name -> tensor name, plus table facts; cached on disk next to the cut graphs."""
     import json
 
-    file = cache_dir() / "graphs" / f"{_file_key(path, 'seams', 2)}.json"
+    file = cache_dir() / "graphs" / f"{_file_key(path, 'seams', 4)}.json"
     if file.is_file():
         try:
             return json.loads(file.read_text())
@@ -350,7 +359,7 @@ def seams(path: Path) -> dict:
             pass
     g = load(path)
     s = structure(path)
-    info = {"seams": s.seams, "post_ln": s.post_ln, "layers": len(s.layers), "word_table": s.word_table,
+    info = {"inputs": g.inputs, "outputs": g.outputs, "seams": s.seams, "post_ln": s.post_ln, "layers": len(s.layers), "word_table": s.word_table,
             "position_table": s.position_table, "token_type_table": s.token_type_table}
     if s.word_table:
         info["vocab_size"] = int(g.constant(s.word_table).shape[0])

@@ -100,8 +100,20 @@ class ModelDir:
         return self.config.get("max_position_embeddings")
 
 
+_checked: set[tuple] = set()
+
+
 def check_onnx_file(path: Path, root: Path) -> None:
-    """Refuse empty graphs and external data that points outside the model folder."""
+    """Refuse empty graphs and external data that points outside the model folder (once per file)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _checked:
+        return
+    _check_onnx_file(path, root)
+    _checked.add(key)
+
+
+def _check_onnx_file(path: Path, root: Path) -> None:
     size = path.stat().st_size
     if size == 0:
         raise FatalError(f"{path} is empty")

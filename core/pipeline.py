@@ -82,6 +82,7 @@ def run_stage(
     batch_size: int = 32,
     fail_fast: bool = False,
     counter: Counter | None = None,
+    progress=None,
 ) -> int:
     """Map every record through ``stage`` and write the results in input order."""
     counter = counter or Counter()
@@ -94,11 +95,10 @@ def run_stage(
         ready: list[tuple[int, Any]] = []
         for i, rec in enumerate(batch):
             if rec.error is not None:
-                if not rec.fields:  # unreadable here: report it
-                    process.error(f"{rec.where}: {rec.error['message']}")
-                    slots[i] = error_record(rec.index, rec.error["kind"], f"{rec.where}: {rec.error['message']}")
-                else:  # failed upstream and already reported there: pass it on
+                if rec.upstream:  # failed in an earlier command, which reported it: pass it on
                     slots[i] = rec.fields
+                else:  # unreadable here: report it
+                    slots[i] = _failure(rec, ItemError(rec.error["message"], rec.error["kind"]))
                 continue
             try:
                 ready.append((i, stage.prepare(rec)))
@@ -118,13 +118,15 @@ def run_stage(
             counter.done += 1
             if failed:
                 counter.failed += 1
-                if fail_fast:
-                    return EXIT_ITEMS_FAILED
+            if progress is not None:
+                progress.update(counter.done, counter.failed)
+            if failed and fail_fast:
+                return EXIT_ITEMS_FAILED
     return EXIT_ITEMS_FAILED if counter.failed else EXIT_OK
 
 
 def _failure(rec: Record, e: ItemError) -> dict:
-    message = f"{rec.where}: {e}"
+    message = str(e) if str(e).startswith(rec.where) else f"{rec.where}: {e}"
     process.error(message)
     return error_record(rec.index, e.kind, message, rec.fields)
 

@@ -36,7 +36,7 @@ class Piece:
         self.info = graph.seams(self.path)
         seams = self.info["seams"]
         for name in start + end:
-            if name not in seams and name not in TOKEN_INPUTS and name != "last_hidden_state":
+            if name not in seams and name not in TOKEN_INPUTS and name != "pixel_values":
                 raise FatalError(f"model {model.name} has no {name!r}")
         tensor = {name: seams.get(name, name) for name in start + end}
         blob, names, key = graph.cut_cached(self.path, [tensor[s] for s in start], [tensor[e] for e in end])

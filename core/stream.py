@@ -25,6 +25,7 @@ import ast
 import io
 import json
 import os
+import re
 import tokenize as _pytokenize
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
@@ -64,6 +65,8 @@ class Record:
     error: dict | None = None
     bare: bool = False  # a bare .npy array, not a tfm record
     text: bool = False  # a plain text line, not a JSON record
+    data: Any = None  # work done before the record reached the stage (a decoded image); never written
+    upstream: bool = False  # an error record that an earlier command wrote (and reported)
 
 
 def error_record(index: int, kind: str, message: str, keep: dict | None = None) -> dict:
@@ -182,7 +185,7 @@ def _line_record(src: _Source, lineno: int, raw: bytes | None, mode: str, accept
         return Record({}, where, 0, error={"kind": e.kind, "message": str(e)})
     err = fields.get("error") if fields.get("ok") is False else None
     if isinstance(err, dict):
-        return Record(fields, where, 0, error=err)
+        return Record(fields, where, 0, error=err, upstream=True)
     return Record(fields, where, 0)
 
 
@@ -309,9 +312,18 @@ def read_npy(stream: BinaryIO, what: str) -> np.ndarray | None:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
+_SIMPLE_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?[biuf][1248])', 'fortran_order': (False|True), 'shape': \(((?:\d+, ?)*\d*)\), \}\s*\Z")
+
+
 def _parse_npy_header(header: bytes, version: int, what: str):
+    text = header.decode("utf-8" if version == 3 else "latin1", "replace")
+    fast = _SIMPLE_HEADER.match(text)
+    if fast:  # the layout numpy itself writes: no need for the general parser
+        descr, fortran, dims = fast.groups()
+        shape = tuple(int(x) for x in dims.replace(" ", "").split(",") if x)
+        return shape, fortran == "True", np.dtype(descr)
     try:
-        text = header.decode("utf-8" if version == 3 else "latin1")
         d = ast.literal_eval(text)
         if not isinstance(d, dict) or set(d) != {"descr", "fortran_order", "shape"}:
             raise ValueError("header keys")
@@ -356,7 +368,8 @@ def _read_npy_records(src: _Source, accept_text: bool) -> Iterator[Record]:
             yield Record({}, where, 0, error={"kind": e.kind, "message": str(e)})
             return  # framing is lost: nothing after this can be trusted
         err = fields.get("error") if fields.get("ok") is False else None
-        yield Record(fields, where, 0, error=err if isinstance(err, dict) else None)
+        upstream = isinstance(err, dict)
+        yield Record(fields, where, 0, error=err if upstream else None, upstream=upstream)
 
 
 def _tfm_header(arr: np.ndarray) -> dict | None:
@@ -387,6 +400,11 @@ def check_finite(fields: dict[str, Any]) -> None:
             raise ItemError(f"field {name!r} contains NaN or Inf", "non-finite")
 
 
+def _contiguous(arr: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would turn a 0-d array into shape (1,)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
 def encode_json(fields: dict[str, Any]) -> bytes:
     import orjson
 
@@ -395,7 +413,9 @@ def encode_json(fields: dict[str, Any]) -> bytes:
         if isinstance(value, np.ndarray):
             if value.dtype == np.float16:
                 value = value.astype(np.float32)
-            value = np.ascontiguousarray(value)
+            value = _contiguous(value)
+            if value.ndim == 0:
+                value = value.item()
         clean[name] = value
     return orjson.dumps(
         clean,
@@ -413,31 +433,63 @@ def encode_npy(fields: dict[str, Any]) -> list[bytes | memoryview]:
 
     blob = np.frombuffer(orjson.dumps(header, default=_json_default), dtype=np.uint8)
     parts: list[bytes | memoryview] = []
+    small = bytearray()  # headers and small arrays go out in one write
     for arr in [blob] + [fields[k] for k in tensors]:
-        arr = np.ascontiguousarray(arr)
-        head = io.BytesIO()
-        npformat.write_array_header_1_0(head, npformat.header_data_from_array_1_0(arr))
-        parts.append(head.getvalue())
-        parts.append(memoryview(arr).cast("B") if arr.size else b"")
+        arr = _contiguous(arr)
+        small += _npy_header(arr)
+        if arr.nbytes < 1 << 16:
+            small += arr.tobytes()
+        else:
+            parts += [bytes(small), memoryview(arr).cast("B")]
+            small = bytearray()
+    if small:
+        parts.append(bytes(small))
     return parts
+
+
+def _npy_header(arr: np.ndarray) -> bytes:
+    """A version 1.0 .npy header, as numpy.lib.format writes it."""
+    shape = repr(tuple(int(d) for d in arr.shape))
+    text = f"{{'descr': '{npformat.dtype_to_descr(arr.dtype)}', 'fortran_order': False, 'shape': {shape}, }}"
+    pad = 64 - (10 + len(text) + 1) % 64
+    text = text + " " * (pad % 64) + "\n"
+    return NPY_MAGIC + b"\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
 
 
 FORMATS = ("json", "npy")
 
 
 class RecordWriter:
-    """Writes whole records and flushes each one; a record is never half-written."""
+    """Writes whole records and flushes each one; a record is never half-written.
 
-    def __init__(self, stream: BinaryIO, fmt: str = "json"):
-        if fmt not in FORMATS:
+    ``csv`` (for commands whose records are flat, such as classify) needs
+    ``columns`` and a ``row`` function turning a record into those cells.
+    """
+
+    def __init__(self, stream: BinaryIO, fmt: str = "json", columns: list[str] | None = None, row=None,
+                 header: bool = True):
+        if fmt not in FORMATS + ("csv",):
             raise ValueError(fmt)
         self.stream = stream
         self.fmt = fmt
         self.count = 0
+        self.columns, self.row = columns, row
+        if fmt == "csv" and header:
+            protected_write(self.stream, [self._csv_line(columns or [])])
+
+    @staticmethod
+    def _csv_line(cells: list) -> bytes:
+        import csv
+
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(["" if c is None else c for c in cells])
+        return buf.getvalue().encode("utf-8")
 
     def encode(self, fields: dict[str, Any]) -> list[bytes | memoryview]:
         if self.fmt == "json":
             return [encode_json(fields)]
+        if self.fmt == "csv":
+            return [self._csv_line(self.row(fields))]
         return encode_npy(fields)
 
     def write(self, fields: dict[str, Any]) -> None:
