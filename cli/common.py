@@ -100,6 +100,8 @@ def stream(
     quiet: bool = False,
     accept_text: bool = False,
     texts: list[str] | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    row=None,
 ) -> None:
     """Run a record-mapping command end to end and exit with its status."""
     from tfm.core import process
@@ -108,9 +110,9 @@ def stream(
         from tfm.core.pipeline import run_stage
         from tfm.core.stream import RecordWriter, read_records
 
-        check_format(fmt)
+        check_format(fmt, formats)
         stage = make_stage()  # a bad model fails before the output file is touched
-        writer = RecordWriter(open_output(output), fmt)
+        writer = RecordWriter(open_output(output), fmt, row=row)
         records = read_records(open_inputs(inputs, texts), accept_text=accept_text)
         return run_stage(records, stage, writer, batch_size=batch_size, fail_fast=fail_fast)
 

@@ -15,7 +15,7 @@ COMMANDS: list[tuple[str, str | None, str]] = [
     ("posenc", "posenc", ""),
     ("attend", "attend", ""),
     ("encode", "encode", ""),
-    ("translate", None, "Encoder-decoder generation: greedy and beam search."),
+    ("translate", "translate", ""),
     ("patchify", "patchify", ""),
     ("classify", "classify", ""),
     ("show", "show", ""),

@@ -463,12 +463,13 @@ class RecordWriter:
     """Writes whole records and flushes each one; a record is never half-written.
 
     ``csv`` (for commands whose records are flat, such as classify) needs
-    ``columns`` and a ``row`` function turning a record into those cells.
+    ``columns`` and a ``row`` function turning a record into those cells;
+    ``text`` needs a ``row`` function giving the one line for a record.
     """
 
     def __init__(self, stream: BinaryIO, fmt: str = "json", columns: list[str] | None = None, row=None,
                  header: bool = True):
-        if fmt not in FORMATS + ("csv",):
+        if fmt not in FORMATS + ("csv", "text"):
             raise ValueError(fmt)
         self.stream = stream
         self.fmt = fmt
@@ -490,6 +491,8 @@ class RecordWriter:
             return [encode_json(fields)]
         if self.fmt == "csv":
             return [self._csv_line(self.row(fields))]
+        if self.fmt == "text":  # one line per record, so line N of the output belongs to line N of the input
+            return [" ".join(str(self.row(fields)).splitlines()).encode("utf-8") + b"\n"]
         return encode_npy(fields)
 
     def write(self, fields: dict[str, Any]) -> None:
