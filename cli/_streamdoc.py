@@ -76,11 +76,21 @@ T_k keys):
   inputs are the fields q, k and v).
 `position_encoding`
   (T, D) float32: a position encoding alone (tfm posenc --only).
-`pixel_values`
-  (C, H, W) float32: an image as a Vision Transformer takes it (tfm
-  patchify and tfm classify, planned).
-`logits`
-  (num_labels,) float32: unnormalised class scores (tfm classify, planned).
+`path`, `patches`, `grid`, `patch_size`, `image_size`
+  An image's file, its (N, P·P·C) float32 patch tokens in row-major order,
+  the [rows, cols] patch grid, P, and the [H, W] it was resized to (tfm
+  patchify). Images are read from files, not from streams; pixel_values
+  is the name of the model's (C, H, W) input.
+`labels`, `scores`, `logits`
+  The top-k class names, their probabilities (or cosine similarities with
+  --examples), and with --logits the (num_labels,) float32 unnormalised
+  class scores (tfm classify).
+`translation`, `output_ids`, `output_tokens`, `score`
+  The translated text, the generated ids (with the decoder start token) and
+  tokens, and sum(log p) / length^length_penalty (tfm translate).
+`layers.L.attention.probs`, `layers.L.output`, ...
+  Tensors exposed with --tap, named after their place in the model (see
+  tfm-taps(1)).
 `array`
   A bare .npy array read from a NumPy stream (see below). Commands that need
   a float tensor of a given name take `array` in its place.

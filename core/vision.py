@@ -34,8 +34,22 @@ DEFAULT_PROCESSOR = {  # a plain ViT processor for patchify without a model
 # ------------------------------------------------------------------------------ inputs
 
 
+# what a folder walk passes over on purpose: a warning, not a failed item
+WALK_SKIPS = ("skipped", "outside", "loop")
+
+
 def image_paths(inputs: list[str] | None, glob: str | None, recursive: bool, stdin=None) -> Iterator[tuple[str, ItemError | None]]:
     """Paths from arguments (files, folders) or, with none or `-`, from stdin (lines or records with path)."""
+    for path, error in _image_paths(inputs, glob, recursive, stdin):
+        if error is not None and error.kind in WALK_SKIPS:
+            from tfm.core.process import warn
+
+            warn(f"{path}: {error}")
+            continue
+        yield path, error
+
+
+def _image_paths(inputs, glob, recursive, stdin):
     from tfm.core.images import walk
 
     for item in inputs or ["-"]:

@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 # the model each kind of command uses when --model is not given
 DEFAULTS = {
     "feature-extraction": "all-MiniLM-L6-v2",
+    "image-classification": "vit-digits",
 }
 
 
