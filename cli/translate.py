@@ -38,7 +38,12 @@ Output, one record per input: `translation`, `output_ids` (with the decoder
 start token), `output_tokens` and `score` (the same formula for greedy).
 --format text prints only the translations, one line per input line, so
 `tfm translate < in.txt > out.txt` works like any filter; an empty input
-line gives an empty output line.""",
+line gives an empty output line.
+
+--tap attentions adds, for each decoder layer L,
+`decoder.layers.L.cross_attention.probs` (H, N, S): row i is where each head
+looked in the S source tokens while producing the i-th generated token (the
+search's own steps, following the beam that won).""",
     "EXAMPLES": """\
 echo "Permission denied" | tfm translate --format text
 tfm translate --beams 4 < messages.txt > messages.zh.txt
@@ -56,6 +61,7 @@ def command(
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="At most N generated tokens (default: the model's max_length).", min=1, show_default=False)] = None,
     no_repeat_ngram_size: Annotated[Optional[int], typer.Option("--no-repeat-ngram-size", help="Never repeat an n-gram of this size.", min=0, show_default=False)] = None,
     decoder: Annotated[str, typer.Option("--decoder", help="Decoder graphs: auto, merged, split (decoder + decoder_with_past) or nocache.")] = "auto",
+    tap: Annotated[Optional[List[str]], typer.Option("--tap", help="Add the decoder's cross-attention per step: attentions, or decoder.layers.L.cross_attention.probs (repeatable).", show_default=False)] = None,
     truncate: C.Truncate = False,
     device: C.Device = "auto",
     threads: C.Threads = None,
@@ -76,7 +82,8 @@ def command(
         m.onnx("encoder_model.onnx")  # not a seq2seq export: say so before anything else
         settings = Settings.from_model(m, beams=beams, length_penalty=length_penalty, max_new_tokens=max_new_tokens,
                                        no_repeat_ngram=no_repeat_ngram_size)
-        return TranslateStage(m, C.engine(device, threads, verbose), settings, decoder=decoder, truncate=truncate)
+        return TranslateStage(m, C.engine(device, threads, verbose), settings, decoder=decoder, truncate=truncate,
+                              taps=tap)
 
     C.stream("translate", stage, inputs=inputs, output=output, fmt=fmt, batch_size=batch_size,
              fail_fast=fail_fast, quiet=quiet, accept_text=True, texts=text,

@@ -173,3 +173,80 @@ def list_taps(model, pattern: str, fmt: str) -> None:
         also = f"  = {', '.join(e['names'][1:-1])}" if len(e["names"]) > 2 else ""
         sys.stdout.write(f"{e['name']:<{width}}  {e['op']:<18} {shape}{also}\n")
     sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------------ decoder graphs (translate)
+
+CROSS = "decoder.layers.{}.cross_attention.probs"
+
+
+def _cross_softmaxes(graph) -> list[str]:
+    """Softmax outputs of a decoder graph (or If branch) whose keys come from the encoder, in layer order.
+
+    The Softmax of cross-attention scores Q·Kᵀ where K is computed from the
+    encoder (its hidden states, or their cached keys) and not from the
+    decoder's own tokens; self-attention keys always depend on input_ids.
+    """
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def depends_on_tokens(tensor: str, seen: set) -> bool:
+        stack = [tensor]
+        while stack:
+            t = stack.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t == "input_ids" or (t.startswith("past_key_values.") and ".decoder." in t):
+                return True
+            node = producer.get(t)
+            if node is not None and node.op_type not in ("Shape", "Size"):  # sizes are not values
+                stack.extend(i for i in node.input if i)
+        return False
+
+    found = []
+    for node in graph.node:
+        if node.op_type != "Softmax":
+            continue
+        scores = node.input[0]
+        while scores in producer and producer[scores].op_type in ("Add", "Mul", "Div", "Where", "Cast"):
+            scores = producer[scores].input[0]
+        matmul = producer.get(scores)
+        if matmul is None or matmul.op_type != "MatMul":
+            continue
+        if not depends_on_tokens(matmul.input[1], set()):
+            found.append(node.output[0])
+    return found
+
+
+def tapped_decoder(path: Path, patterns: list[str]) -> tuple[bytes | None, list[str]]:
+    """A decoder graph with its cross-attention probabilities as extra outputs named decoder.layers.L...."""
+    import onnx
+
+    globs = [g for p in patterns for g in ({"attentions": ["decoder.layers.*.cross_attention.probs"],
+                                           "cross-attentions": ["decoder.layers.*.cross_attention.probs"]}.get(p, [p]))]
+    model = onnx.load(str(path))
+    ifs = [n for n in model.graph.node if n.op_type == "If"]
+    graphs = [a.g for n in ifs for a in n.attribute if a.name in ("then_branch", "else_branch")] or [model.graph]
+    per_graph = [_cross_softmaxes(g) for g in graphs]
+    layers = len(per_graph[0])
+    if layers == 0 or any(len(p) != layers for p in per_graph):
+        raise FatalError(f"cannot find the cross-attention of {path.name}")
+    names = [CROSS.format(k) for k in range(layers)]
+    chosen = [k for k, n in enumerate(names) if any(_match(n, g) for g in globs)]
+    unmatched = [p for p in globs if not any(_match(n, p) for n in names)]
+    if unmatched:
+        raise FatalError(f"--tap {unmatched[0]!r} matches nothing in translate; it can tap "
+                         "decoder.layers.L.cross_attention.probs (or: attentions)")
+    f = onnx.TensorProto.FLOAT
+    for g, tensors in zip(graphs, per_graph):
+        for k in chosen:
+            g.output.append(onnx.helper.make_tensor_value_info(tensors[k], f, None))
+    for node in ifs:
+        for k in chosen:
+            node.output.append(names[k])
+    if not ifs:  # a plain graph: rename by an Identity so the output has the readable name
+        for k in chosen:
+            model.graph.node.append(onnx.helper.make_node("Identity", [per_graph[0][k]], [names[k]]))
+    for k in chosen:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(names[k], f, None))
+    return model.SerializeToString(), [names[k] for k in chosen]

@@ -90,20 +90,31 @@ class Settings:
 class Decoder:
     """Runs the exported decoder one step at a time, in one of three layouts."""
 
-    def __init__(self, model: ModelDir, engine: Engine, layout: str = "auto"):
+    def __init__(self, model: ModelDir, engine: Engine, layout: str = "auto", taps: list[str] | None = None):
         if layout not in DECODERS:
             raise FatalError(f"--decoder must be one of {', '.join(DECODERS)}")
         if layout == "auto":
             layout = ("merged" if model.has_onnx("decoder_model_merged.onnx")
                       else "split" if model.has_onnx("decoder_with_past_model.onnx") else "nocache")
         self.layout = layout
+        self.taps: list[str] = []
+
+        def load(filename: str):
+            path = model.onnx(filename)
+            if not taps:
+                return engine.session(path)
+            from tfm.core.taps import tapped_decoder
+
+            blob, self.taps = tapped_decoder(path, taps)
+            return engine.session(blob, key=f"{path}:taps:{sorted(self.taps)}", optimize=False)
+
         if layout == "merged":
-            self.first = self.later = engine.session(model.onnx("decoder_model_merged.onnx"))
+            self.first = self.later = load("decoder_model_merged.onnx")
         elif layout == "split":
-            self.first = engine.session(model.onnx("decoder_model.onnx"))
-            self.later = engine.session(model.onnx("decoder_with_past_model.onnx"))
+            self.first = load("decoder_model.onnx")
+            self.later = load("decoder_with_past_model.onnx")
         else:
-            self.first = self.later = engine.session(model.onnx("decoder_model.onnx"))
+            self.first = self.later = load("decoder_model.onnx")
         self.inputs = {i.name: i for i in self.later.get_inputs()}
         self.first_inputs = {i.name for i in self.first.get_inputs()}
         self.past_names = sorted(n for n in self.inputs if n.startswith("past_key_values."))
@@ -119,7 +130,10 @@ class Decoder:
         return out
 
     def step(self, state: dict, ids: np.ndarray) -> np.ndarray:
-        """Logits (N, V) for the next token of each row; `ids` (N, t) is everything so far."""
+        """Logits (N, V) for the next token of each row; `ids` (N, t) is everything so far.
+
+        Tapped cross-attention of this step, (N, H, S) per tap, is left in state["tapped"].
+        """
         base = {"encoder_attention_mask": state["mask"], "encoder_hidden_states": state["hidden"]}
         if self.layout == "nocache" or "past" not in state:
             feed = {**base, "input_ids": ids}
@@ -128,6 +142,7 @@ class Decoder:
                 feed["use_cache_branch"] = np.array([False])
             feed = {k: v for k, v in feed.items() if k in self.first_inputs}
             outs = dict(zip(self.outputs, self.first.run(self.outputs, feed)))
+            state["tapped"] = {name: outs[name][:, :, -1] for name in self.taps}
             if self.layout != "nocache":
                 state["past"] = {n: outs[n.replace("past_key_values", "present")] for n in self.past_names
                                  if ".decoder." in n}
@@ -140,6 +155,7 @@ class Decoder:
         names = [o.name for o in self.later.get_outputs()]
         feed = {k: v for k, v in feed.items() if k in self.inputs}
         outs = dict(zip(names, self.later.run(names, feed)))
+        state["tapped"] = {name: outs[name][:, :, -1] for name in self.taps}
         # the cached branch returns no (or empty) encoder keys/values: keep the first step's
         state["past"] = {n: outs[n.replace("past_key_values", "present")] for n in state["past"]}
         return outs["logits"][:, -1]
@@ -196,6 +212,16 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 class Result:
     ids: list[int]  # with the decoder start token, ending in eos unless cut by max_length
     score: float
+    taps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H, generated, S)
+
+
+def _grow(history: dict[str, np.ndarray] | None, rows: np.ndarray, tapped: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-row tap histories (N, H, steps, S), reordered by `rows`, with this step's (N, H, S) appended."""
+    out = {}
+    for name, now in tapped.items():
+        step = now[rows][:, :, None, :]
+        out[name] = step if history is None else np.concatenate([history[name][rows], step], axis=2)
+    return out
 
 
 def greedy(decoder: Decoder, state: dict, n: int, s: Settings) -> list[Result]:
@@ -203,8 +229,11 @@ def greedy(decoder: Decoder, state: dict, n: int, s: Settings) -> list[Result]:
     done: list[Result | None] = [None] * n
     alive = np.arange(n)  # sentence index of each row still decoding
     sums = np.zeros(n)
+    history = None
     while len(alive):
         logits = decoder.step(state, seqs).astype(np.float32)
+        if decoder.taps:
+            history = _grow(history, np.arange(len(alive)), state["tapped"])
         logp = log_softmax(logits)
         scores = process(logits.copy(), seqs, s)
         nxt = scores.argmax(-1)
@@ -213,10 +242,13 @@ def greedy(decoder: Decoder, state: dict, n: int, s: Settings) -> list[Result]:
         finished = np.isin(nxt, s.eos) | (seqs.shape[1] >= s.max_length)
         for row in np.flatnonzero(finished):
             length = seqs.shape[1] - 1
-            done[alive[row]] = Result(seqs[row].tolist(), float(sums[row] / length ** s.length_penalty))
+            taps = {k: v[row] for k, v in history.items()} if history else {}
+            done[alive[row]] = Result(seqs[row].tolist(), float(sums[row] / length ** s.length_penalty), taps)
         keep = np.flatnonzero(~finished)
         if len(keep) < len(alive):
             alive, seqs, sums = alive[keep], seqs[keep], sums[keep]
+            if history:
+                history = {k: v[keep] for k, v in history.items()}
             if len(keep):
                 state = decoder.select(state, keep)
     return done  # type: ignore[return-value]
@@ -231,10 +263,11 @@ class _Beams:
         self.running = np.full((k, 1), s.decoder_start, dtype=np.int64)
         self.running_scores = np.zeros(k)
         self.running_scores[1:] = -1e9
-        self.finished: list[tuple[float, list[int]]] = []  # (normalised score, ids with eos)
+        self.finished: list[tuple[float, list[int], dict]] = []  # (normalised score, ids with eos, taps)
         self.open = True
+        self.history: dict[str, np.ndarray] | None = None  # running beams' tap histories
 
-    def advance(self, logp: np.ndarray) -> np.ndarray:
+    def advance(self, logp: np.ndarray, tapped: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Take (k, V) processed log-probs; returns which running beams the next step continues from."""
         s, k = self.s, self.s.beams
         cur_len = self.running.shape[1]
@@ -246,13 +279,14 @@ class _Beams:
         cand_scores = total[order]
         cand_beams, cand_tokens = order // vocab, order % vocab
         hits = np.isin(cand_tokens, s.eos) | (cur_len + 1 >= s.max_length)
+        grown = _grow(self.history, cand_beams, tapped) if tapped else {}
         # finished hypotheses: only those ranked within the top k
         if self.open:
             for rank in range(k):
                 if hits[rank] and np.isfinite(cand_scores[rank]):
                     ids = self.running[cand_beams[rank]].tolist() + [int(cand_tokens[rank])]
                     norm = cand_scores[rank] / (cur_len ** s.length_penalty)
-                    self.finished.append((float(norm), ids))
+                    self.finished.append((float(norm), ids, {n: v[rank] for n, v in grown.items()}))
             self.finished.sort(key=lambda x: -x[0])
             del self.finished[k:]
         # running beams: the best k candidates that did not finish
@@ -261,6 +295,8 @@ class _Beams:
         beams = cand_beams[pick]
         self.running = np.concatenate([self.running[beams], cand_tokens[pick][:, None]], axis=1)
         self.running_scores = live[pick]
+        if grown:
+            self.history = {n: v[pick] for n, v in grown.items()}
         # stop when no running beam can beat the worst finished one
         cur_len += 1
         if s.early_stopping == "never" and s.length_penalty > 0:
@@ -278,8 +314,8 @@ class _Beams:
     def best(self) -> Result:
         if not self.finished:  # cannot happen: max_length always finishes the top beams
             raise ItemError("beam search found no finished hypothesis", "no-result")
-        score, ids = self.finished[0]
-        return Result(ids, score)
+        score, ids, taps = self.finished[0]
+        return Result(ids, score, taps)
 
 
 def beam_search(decoder: Decoder, state: dict, n: int, s: Settings) -> list[Result]:
@@ -296,7 +332,8 @@ def beam_search(decoder: Decoder, state: dict, n: int, s: Settings) -> list[Resu
         next_rows = []
         still = []
         for j, i in enumerate(alive):
-            beams = searches[i].advance(logp[j * k:(j + 1) * k])
+            tapped = {n: v[j * k:(j + 1) * k] for n, v in state.get("tapped", {}).items()}
+            beams = searches[i].advance(logp[j * k:(j + 1) * k], tapped)
             if searches[i].open:
                 still.append(i)
                 next_rows.extend(j * k + beams)
@@ -322,11 +359,11 @@ class TranslateStage:
     """`tfm translate`: text (or token records) in, translation out."""
 
     def __init__(self, model: ModelDir, engine: Engine, settings: Settings, *, decoder: str = "auto",
-                 truncate: bool = False):
+                 truncate: bool = False, taps: list[str] | None = None):
         self.model, self.s = model, settings
         self.encoder = engine.session(model.onnx("encoder_model.onnx"))
         self.encoder_inputs = {i.name for i in self.encoder.get_inputs()}
-        self.decoder = Decoder(model, engine, decoder)
+        self.decoder = Decoder(model, engine, decoder, taps)
         self.tok = model.tokenizer
         self.truncate = truncate
         self.max_source = model.config.get("max_position_embeddings")
@@ -383,5 +420,7 @@ class TranslateStage:
                 fields["output_ids"] = ids
                 fields["output_tokens"] = self.tok.tokens_of(ids)
                 fields["score"] = round(r.score, 6)
+                for name, probs in r.taps.items():  # (H, generated, S), the sentence's own source length
+                    fields[name] = np.ascontiguousarray(probs[:, :, : len(x.ids)])
             out.append(fields)
         return out

@@ -110,3 +110,38 @@ def test_bad_lines_keep_the_line_count():
 def test_not_a_seq2seq_model_is_fatal():
     proc = tfm("translate", "--model", FIXTURES / "tiny-bert", input="x\n")
     assert proc.returncode == 2 and "encoder_model.onnx" in proc.stderr.decode()
+
+
+def tapped(name, case, sources, decoder="auto", batch=True):
+    model = resolve(str(FIXTURES / name))
+    stage = TranslateStage(model, Engine("cpu", 2), settings_for(model, reference(name)["cases"][case]),
+                           decoder=decoder, taps=["attentions"])
+    items = [stage.prepare(Record({"text": s}, "t", i)) for i, s in enumerate(sources)]
+    return stage.run(items) if batch else [stage.run([it])[0] for it in items]
+
+
+@pytest.mark.parametrize("case", ["greedy", "beam4"])
+def test_cross_attention_taps_agree_across_decoder_layouts_and_batching(case):
+    ref = reference("tiny-marian")
+    sources = [e["source"] for e in ref["examples"]]
+    runs = {d: tapped("tiny-marian", case, sources, decoder=d) for d in ("merged", "split", "nocache")}
+    alone = tapped("tiny-marian", case, sources, batch=False)
+    for i, example in enumerate(ref["examples"]):
+        rec = runs["merged"][i]
+        assert rec["output_ids"].tolist() == example["outputs"][case]["output_ids"]  # taps change nothing
+        for layer in range(2):
+            name = f"decoder.layers.{layer}.cross_attention.probs"
+            probs = rec[name]
+            assert probs.shape == (4, len(rec["output_ids"]) - 1, len(example["input_ids"]))
+            np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+            for other in (runs["split"][i], runs["nocache"][i], alone[i]):
+                np.testing.assert_allclose(other[name], probs, atol=1e-5)
+
+
+def test_translate_tap_through_the_cli_and_unknown_tap():
+    model = FIXTURES / "tiny-marian-trained"
+    [rec] = json_records(tfm("translate", "--model", model, "--tap", "decoder.layers.1.**", input="The cat sleeps.\n",
+                             check=True).stdout)
+    assert "decoder.layers.1.cross_attention.probs" in rec and "decoder.layers.0.cross_attention.probs" not in rec
+    proc = tfm("translate", "--model", model, "--tap", "encoder.nothing", input="x\n")
+    assert proc.returncode == 2 and "matches nothing" in proc.stderr.decode()
