@@ -79,8 +79,10 @@ T_k keys):
 `path`, `patches`, `grid`, `patch_size`, `image_size`
   An image's file, its (N, P·P·C) float32 patch tokens in row-major order,
   the [rows, cols] patch grid, P, and the [H, W] it was resized to (tfm
-  patchify). Images are read from files, not from streams; pixel_values
-  is the name of the model's (C, H, W) input.
+  patchify). Images are read from files, not from streams.
+`pixel_values`
+  The (C, H, W) float32 image a Vision Transformer takes, after its
+  preprocessing; the name of the model's input.
 `labels`, `scores`, `logits`
   The top-k class names, their probabilities (or cosine similarities with
   --examples), and with --logits the (num_labels,) float32 unnormalised

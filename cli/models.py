@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from tfm.cli import common as C
 
 MAN = {
     "DESCRIPTION": """\

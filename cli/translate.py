@@ -47,7 +47,7 @@ search's own steps, following the beam that won).""",
     "EXAMPLES": """\
 echo "Permission denied" | tfm translate --format text
 tfm translate --beams 4 < messages.txt > messages.zh.txt
-echo "文件未找到" | tfm translate --model marian-zh-en --format text
+tfm translate --model marian-zh-en --format text < messages.zh.txt
 tfm translate --model path/to/opus-mt-export --beams 4 --max-new-tokens 64 -f json < in.txt | jq -r .translation""",
 }
 

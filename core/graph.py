@@ -341,7 +341,7 @@ def structure(path: Path) -> Structure:
     return analyse(load(path))
 
 
-def _file_key(path: Path, *extra) -> str:
+def file_key(path: Path, *extra) -> str:
     st = path.stat()
     return hashlib.sha256(repr((str(path.resolve()), st.st_size, st.st_mtime_ns, extra)).encode()).hexdigest()[:24]
 
@@ -351,7 +351,7 @@ def seams(path: Path) -> dict:
     """Seam name -> tensor name, plus table facts; cached on disk next to the cut graphs."""
     import json
 
-    file = cache_dir() / "graphs" / f"{_file_key(path, 'seams', 4)}.json"
+    file = cache_dir() / "graphs" / f"{file_key(path, 'seams', 4)}.json"
     if file.is_file():
         try:
             return json.loads(file.read_text())
@@ -363,11 +363,11 @@ def seams(path: Path) -> dict:
             "position_table": s.position_table, "token_type_table": s.token_type_table}
     if s.word_table:
         info["vocab_size"] = int(g.constant(s.word_table).shape[0])
-    _write_atomic(file, json.dumps(info).encode())
+    write_atomic(file, json.dumps(info).encode())
     return info
 
 
-def _write_atomic(file: Path, blob: bytes) -> None:
+def write_atomic(file: Path, blob: bytes) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.parent / f".{file.name}.{os.getpid()}.tmp"
@@ -384,13 +384,13 @@ def cache_dir() -> Path:
 
 def cut_cached(path: Path, inputs: list[str], outputs: list[str]) -> tuple[bytes, list[str], str]:
     """Serialized subgraph (cached on disk per model file and cut), its input names, cache key."""
-    key = _file_key(path, "cut", inputs, outputs)
+    key = file_key(path, "cut", inputs, outputs)
     folder = cache_dir() / "graphs"
     file, names_file = folder / f"{key}.onnx", folder / f"{key}.inputs"
     if file.is_file() and names_file.is_file():
         return file.read_bytes(), names_file.read_text().split("\n"), key
     model, names = cut(load(path), inputs, outputs)
     blob = model.SerializeToString()
-    _write_atomic(names_file, "\n".join(names).encode())
-    _write_atomic(file, blob)
+    write_atomic(names_file, "\n".join(names).encode())
+    write_atomic(file, blob)
     return blob, names, key

@@ -68,12 +68,6 @@ class _ReadAhead:
         return out
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.done = 0
-        self.failed = 0
-
-
 def run_stage(
     records: Iterable[Record],
     stage: Stage,
@@ -81,11 +75,10 @@ def run_stage(
     *,
     batch_size: int = 32,
     fail_fast: bool = False,
-    counter: Counter | None = None,
     progress=None,
 ) -> int:
     """Map every record through ``stage`` and write the results in input order."""
-    counter = counter or Counter()
+    done = failed_count = 0
     reader = _ReadAhead(records, maxsize=max(4 * batch_size, 64))
     while True:
         batch = reader.batch(batch_size)
@@ -115,14 +108,13 @@ def run_stage(
                 except ItemError as e:
                     out, failed = _failure(rec, e), True
             writer.write(out)
-            counter.done += 1
-            if failed:
-                counter.failed += 1
+            done += 1
+            failed_count += failed
             if progress is not None:
-                progress.update(counter.done, counter.failed)
+                progress.update(done, failed_count)
             if failed and fail_fast:
                 return EXIT_ITEMS_FAILED
-    return EXIT_ITEMS_FAILED if counter.failed else EXIT_OK
+    return EXIT_ITEMS_FAILED if failed_count else EXIT_OK
 
 
 def _failure(rec: Record, e: ItemError) -> dict:

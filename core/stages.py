@@ -19,7 +19,7 @@ import numpy as np
 from tfm.core import fields as F
 from tfm.core import graph
 from tfm.core.attention import check_memory
-from tfm.core.encode import TokenInputs, TokenItem, l2_normalize, pool
+from tfm.core.encode import TokenInputs, TokenItem
 from tfm.core.engine import Engine
 from tfm.core.errors import FatalError, ItemError
 from tfm.core.modeldir import ModelDir
@@ -347,6 +347,3 @@ class ModelAttendStage:
                 out[k] = fields
         return out  # type: ignore[return-value]
 
-
-__all__ = ["EmbedStage", "PosencStage", "ModelAttendStage", "StatePieces", "state_item", "sinusoidal", "pool",
-           "l2_normalize"]

@@ -473,7 +473,6 @@ class RecordWriter:
             raise ValueError(fmt)
         self.stream = stream
         self.fmt = fmt
-        self.count = 0
         self.columns, self.row = columns, row
         if fmt == "csv" and header:
             protected_write(self.stream, [self._csv_line(columns or [])])
@@ -498,8 +497,4 @@ class RecordWriter:
     def write(self, fields: dict[str, Any]) -> None:
         parts = self.encode(fields)
         protected_write(self.stream, parts)
-        self.count += 1
         process_state.records_done += 1
-
-    def close(self) -> None:
-        pass

@@ -37,7 +37,7 @@ SHORTCUTS = {
 @lru_cache(maxsize=8)
 def catalog(path: Path) -> list[dict]:
     """Every tappable tensor: name, tensor, op, shape; cached on disk."""
-    file = graph.cache_dir() / "graphs" / f"{graph._file_key(path, 'taps', 1)}.json"
+    file = graph.cache_dir() / "graphs" / f"{graph.file_key(path, 'taps', 1)}.json"
     if file.is_file():
         try:
             return json.loads(file.read_text())
@@ -75,7 +75,7 @@ def catalog(path: Path) -> list[dict]:
             counters[key] = rank + 1
             names = aliases.get(tensor, []) + [f"{block}.{op}.{rank}"]
             out.append({"name": names[0], "names": names, "tensor": tensor, "op": node.op_type, "shape": dims})
-    graph._write_atomic(file, json.dumps(out).encode())
+    graph.write_atomic(file, json.dumps(out).encode())
     return out
 
 
@@ -113,7 +113,7 @@ def _match(name: str, glob: str) -> bool:
 
 def tapped_graph(path: Path, tensors: list[str]) -> tuple[bytes, str]:
     """The model with `tensors` added to its outputs (cached on disk per model and tap set)."""
-    key = graph._file_key(path, "tapped", sorted(tensors))
+    key = graph.file_key(path, "tapped", sorted(tensors))
     file = graph.cache_dir() / "graphs" / f"{key}.onnx"
     if file.is_file():
         return file.read_bytes(), key
@@ -128,7 +128,7 @@ def tapped_graph(path: Path, tensors: list[str]) -> tuple[bytes, str]:
         if tensor not in present:
             model.graph.output.append(onnx.helper.make_value_info(tensor, types[tensor]))
     blob = model.SerializeToString()
-    graph._write_atomic(file, blob)
+    graph.write_atomic(file, blob)
     return blob, key
 
 

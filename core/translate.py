@@ -18,7 +18,6 @@ Finished sentences leave the batch, so they stop costing compute.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, json_records, npy_records, stderr_lines, tfm
+from conftest import json_records, npy_records, stderr_lines, tfm
 from tfm.core import stream
 from tfm.core.stream import RecordWriter, encode_json, encode_npy, read_records
 

@@ -7,7 +7,6 @@ import io
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import DATA, FIXTURES, json_records, npy_records, stderr_lines, tfm
