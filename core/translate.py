@@ -199,6 +199,19 @@ def process(logits: np.ndarray, seqs: np.ndarray, s: Settings) -> np.ndarray:
     return logits
 
 
+def top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first, ties in index order: argsort's stable order, without sorting all."""
+    if k >= scores.size:
+        return np.argsort(-scores, kind="stable")
+    threshold = np.partition(scores, scores.size - k)[scores.size - k]
+    candidates = np.flatnonzero(scores >= threshold)  # k or more when the k-th value is tied
+    return candidates[np.argsort(-scores[candidates], kind="stable")][:k]
+
+
+def is_eos(tokens: np.ndarray, eos: list[int]) -> np.ndarray:
+    return (tokens[..., None] == np.asarray(eos)).any(-1)
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     m = x.max(-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
@@ -238,7 +251,7 @@ def greedy(decoder: Decoder, state: dict, n: int, s: Settings) -> list[Result]:
         nxt = scores.argmax(-1)
         sums += logp[np.arange(len(nxt)), nxt]
         seqs = np.concatenate([seqs, nxt[:, None]], axis=1)
-        finished = np.isin(nxt, s.eos) | (seqs.shape[1] >= s.max_length)
+        finished = is_eos(nxt, s.eos) | (seqs.shape[1] >= s.max_length)
         for row in np.flatnonzero(finished):
             length = seqs.shape[1] - 1
             taps = {k: v[row] for k, v in history.items()} if history else {}
@@ -273,11 +286,11 @@ class _Beams:
         vocab = logp.shape[1]
         total = (logp + self.running_scores[:, None]).reshape(-1)
         keep = max(2, 1 + len(s.eos)) * k
-        order = np.argsort(-total, kind="stable")[:keep]
+        order = top(total, keep)
         # torch.topk's order among exact ties is not specified; ties of distinct candidates are rare
         cand_scores = total[order]
         cand_beams, cand_tokens = order // vocab, order % vocab
-        hits = np.isin(cand_tokens, s.eos) | (cur_len + 1 >= s.max_length)
+        hits = is_eos(cand_tokens, s.eos) | (cur_len + 1 >= s.max_length)
         grown = _grow(self.history, cand_beams, tapped) if tapped else {}
         # finished hypotheses: only those ranked within the top k
         if self.open:
@@ -290,7 +303,7 @@ class _Beams:
             del self.finished[k:]
         # running beams: the best k candidates that did not finish
         live = np.where(hits, cand_scores - 1e9, cand_scores)
-        pick = np.argsort(-live, kind="stable")[:k]
+        pick = top(live, k)
         beams = cand_beams[pick]
         self.running = np.concatenate([self.running[beams], cand_tokens[pick][:, None]], axis=1)
         self.running_scores = live[pick]
