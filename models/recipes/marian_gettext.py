@@ -274,7 +274,7 @@ def train(args) -> None:
     import torch
     from transformers import GenerationConfig, MarianMTModel
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("TFM_TRAIN_THREADS", "1")))  # one thread unless the machine is free
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     direction = args.direction
