@@ -63,20 +63,8 @@ DIGITS = REPO / "tests" / "data" / "digits"
 PHOTOS = REPO / "tests" / "data" / "photos"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
-
-class NullSink:
-    """A binary stream that discards everything (counts the bytes)."""
-
-    def __init__(self) -> None:
-        self.nbytes = 0
-
-    def write(self, data) -> int:
-        n = data.nbytes if isinstance(data, memoryview) else len(data)
-        self.nbytes += n
-        return n
-
-    def flush(self) -> None:
-        pass
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_encode import NullSink, timed  # noqa: E402  (shared with the other benchmarks)
 
 
 class KeepWriter:
@@ -412,12 +400,6 @@ class TorchClassify:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
 
 
 def summary(batches: list[int]) -> str:
