@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULTS = {
     "feature-extraction": "all-MiniLM-L6-v2",
     "image-classification": "vit-digits",
+    "text2text-generation": "marian-en-zh",
 }
 
 
