@@ -13,8 +13,13 @@ MAN = {
 Translates text with an encoder-decoder Transformer in the Optimum seq2seq
 export layout (encoder_model.onnx with decoder_model_merged.onnx, or
 decoder_model.onnx + decoder_with_past_model.onnx, or decoder_model.onnx
-alone), e.g. a Marian model such as Helsinki-NLP/opus-mt-*. tfm runs the
-generation loop itself, without PyTorch:
+alone), e.g. a Marian model such as Helsinki-NLP/opus-mt-*. Without
+--model it uses the embedded marian-en-zh (English to Simplified Chinese);
+--model marian-zh-en goes the other way. Both are small models (7.7M
+parameters) trained by tfm on the translated messages of Debian packages:
+fit for short software strings, not for general text; their scores are in
+`tfm models` and in each folder's MODEL_CARD.md. tfm runs the generation
+loop itself, without PyTorch:
 
     encoder:  H = Encoder(source)                         once per sentence
     decoder:  p(y_t | y_<t, H) = Decoder(y_<t, H)         one token at a time
