@@ -1,6 +1,6 @@
 """Generated tokens per second of tfm translate, greedy and beam 4, next to Hugging Face PyTorch generate().
 
-    python tests/benchmarks/bench_translate.py [--model tests/fixtures/tiny-marian-trained] [--sentences 320] [--threads 2]
+    python tests/benchmarks/bench_translate.py [--model marian-en-zh] [--sentences 320] [--threads 2]
 
 Variants, all on the same sentences, the same weights, the same batches of
 --batch-size (16, tfm translate's default), the same thread count, in the same
@@ -19,8 +19,10 @@ process:
 
 Sentences: the model folder's test.src if it has one (one per line); else the
 held-out test split /work/train/corpus/test.tsv (TSV without a header: English,
-Chinese, catalog; column 1 for an en->zh model, column 2 for zh-en); else the
-sources in tests/fixtures/tiny-marian-trained/reference.json, repeated.
+Chinese, catalog; column 1 for an en->zh model, column 2 for zh-en); else, for
+an embedded model, the sources of tests/data/marian-DIRECTION-generate.json (25
+held-out and probe sentences), repeated; else the sources in
+tests/fixtures/tiny-marian-trained/reference.json, repeated.
 Sentences longer than the model's max_position_embeddings (in tokens) are
 left out, since neither side can encode them without cutting.
 
@@ -57,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_classify import NullSink, load_onnx_weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = str(REPO / "tests" / "fixtures" / "tiny-marian-trained")
+DEFAULT_MODEL = "marian-en-zh"
 CORPUS_TEST = Path("/work/train/corpus/test.tsv")
 REFERENCE = REPO / "tests" / "fixtures" / "tiny-marian-trained" / "reference.json"
 
@@ -83,9 +85,13 @@ def load_sentences(model, n: int) -> tuple[list[str], str]:
                 seen.add(text)
                 out.append(text)
         return out, f"{CORPUS_TEST} column {col + 1} ({'Chinese' if col else 'English'}, unique sources)"
-    ref = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    # an embedded model on a machine without the corpus: the held-out sentences its test references use
+    reference = REPO / "tests" / "data" / f"{model.path.name}-generate.json"
+    if not reference.is_file():
+        reference = REFERENCE
+    ref = json.loads(reference.read_text(encoding="utf-8"))
     base = [ex["source"] for ex in ref["examples"]]
-    return [base[i % len(base)] for i in range(n)], f"{REFERENCE} sources, repeated"
+    return [base[i % len(base)] for i in range(n)], f"{reference} sources, repeated"
 
 
 def source_ids(model, lines: list[str]) -> list[np.ndarray]:
