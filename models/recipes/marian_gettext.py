@@ -27,7 +27,6 @@ run it with ``nice``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata as md
 import json
 import math
@@ -40,6 +39,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from all_minilm_l6_v2 import sha256, to_fp16_storage  # noqa: E402  (shared by the recipes)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path("/work/train/corpus")
@@ -604,14 +606,6 @@ def optimum_export(ckpt: Path, out: Path) -> None:
         sys.exit(f"error: optimum export failed (exit {proc.returncode})")
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 SHIPPED = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
            "encoder_model.onnx", "decoder_model_merged.onnx"]
 
@@ -623,8 +617,6 @@ def export(args) -> None:
     import torch
     from transformers import GenerationConfig, MarianMTModel
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from all_minilm_l6_v2 import to_fp16_storage
 
     torch.set_num_threads(1)
     direction = args.direction

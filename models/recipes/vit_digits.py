@@ -61,6 +61,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from all_minilm_l6_v2 import sha256  # noqa: E402  (shared by the recipes)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "models" / "vit-digits"
 DEFAULT_TEST_IMAGES = REPO_ROOT / "tests" / "data" / "digits"
@@ -518,14 +521,6 @@ def write_test_images(images, labels, test_idx, out: Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 LICENCE_TEXT = """vit-digits (a model trained and shipped by tfm)
