@@ -64,7 +64,7 @@ PHOTOS = REPO / "tests" / "data" / "photos"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_encode import NullSink, timed  # noqa: E402  (shared with the other benchmarks)
+from bench_encode import NullSink, interleave  # noqa: E402  (shared with the other benchmarks)
 
 
 class KeepWriter:
@@ -541,26 +541,15 @@ def run_bench(args, model, tmp: Path, parts: list[Path], tfm: TfmClassify, digit
     owners = {"tfm json": tfm, "plain onnxruntime": plain, "torch (HF)": torch_v}
     names = list(variants)
     base = "plain onnxruntime"
-    times = {k: [[] for _ in parts] for k in names}
-    paired = {k: [] for k in names}
     batches = {k: [] for k in names}
     plain.t_decode = plain.t_run = 0.0
-    turn = 0
-    for r in range(args.rounds):
-        total = dict.fromkeys(names, 0.0)
-        for c in range(len(parts)):
-            order = names[turn % len(names):] + names[: turn % len(names)]
-            turn += 1
-            got = {}
-            for k in order:
-                got[k] = timed(variants[k], c)
-                times[k][c].append(got[k])
-                total[k] += got[k]
-                if r == 0:
-                    batches[k] += owners[k].batches
-            for k in names:
-                paired[k].append(got[base] / got[k])
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {total[k]:.2f}s" for k in names), flush=True)
+
+    def after(r, c, k, _):
+        if r == 0:
+            batches[k] += owners[k].batches
+
+    times, turns = interleave(variants, len(parts), args.rounds, after)
+    paired = {k: [t[base] / t[k] for t in turns] for k in names}
 
     n = len(all_files)
     best = {k: n / sum(min(t) for t in times[k]) for k in names}

@@ -154,10 +154,35 @@ class PlainEncode:
 # --------------------------------------------------------------------------- helpers
 
 
-def timed(fn, *args, **kwargs) -> float:
-    start = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - start
+def interleave(variants: dict, n_chunks: int, rounds: int, after=None):
+    """Time every variant on every chunk, `rounds` times (shared by the benchmarks).
+
+    Within a chunk the variants run back to back, in an order that rotates from
+    turn to turn, so a burst of load from elsewhere hits all of them alike.
+    variants: name -> fn(chunk index); after(round, chunk, name, fn's result)
+    runs after each timed call, outside the timing. Returns times[name][chunk]
+    (seconds, one per round) and turns: {name: seconds} per (round, chunk), the
+    back-to-back runs that paired ratios compare.
+    """
+    names = list(variants)
+    times = {k: [[] for _ in range(n_chunks)] for k in names}
+    turns: list[dict[str, float]] = []
+    for r in range(rounds):
+        total = dict.fromkeys(names, 0.0)
+        for c in range(n_chunks):
+            shift = len(turns) % len(names)
+            got = {}
+            for k in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                result = variants[k](c)
+                got[k] = time.perf_counter() - start
+                times[k][c].append(got[k])
+                total[k] += got[k]
+                if after is not None:
+                    after(r, c, k, result)
+            turns.append(got)
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {total[k]:.2f}s" for k in names), flush=True)
+    return times, turns
 
 
 def batch_summary(batches: list[tuple[int, int]]) -> str:
@@ -286,25 +311,14 @@ def main() -> None:
     }
     names = list(variants)
     base = "plain onnxruntime"
-    times: dict[str, list[list[float]]] = {k: [[] for _ in pieces] for k in names}
-    paired: dict[str, list[float]] = {k: [] for k in names}
     batches: dict[str, list[tuple[int, int]]] = {k: [] for k in names}
-    turn = 0
-    for r in range(args.rounds):
-        total = dict.fromkeys(names, 0.0)
-        for c in range(len(pieces)):
-            order = names[turn % len(names):] + names[: turn % len(names)]
-            turn += 1
-            got = {}
-            for k in order:
-                got[k] = timed(variants[k], c)
-                times[k][c].append(got[k])
-                total[k] += got[k]
-                if r == 0:
-                    batches[k] += (plain if k == base else tfm).batches
-            for k in names:
-                paired[k].append(got[base] / got[k])
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {total[k]:.2f}s" for k in names), flush=True)
+
+    def after(r, c, k, _):
+        if r == 0:
+            batches[k] += (plain if k == base else tfm).batches
+
+    times, turns = interleave(variants, len(pieces), args.rounds, after)
+    paired = {k: [t[base] / t[k] for t in turns] for k in names}
 
     # output volume, measured once outside the timed runs
     out_bytes = {k: sum(tfm(tfm_in[c], k.split()[1]) for c in range(len(pieces))) for k in names if k != base}

@@ -50,13 +50,13 @@ import os
 import pstats
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_classify import NullSink, load_onnx_weights  # noqa: E402
+from bench_encode import interleave  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = "marian-en-zh"
@@ -229,12 +229,6 @@ def check_rebuilt(model, tfm_greedy: TfmTranslate, torch_v: TorchTranslate, line
 # --------------------------------------------------------------------------- main
 
 
-def timed(fn, *args) -> tuple[float, int]:
-    start = time.perf_counter()
-    tokens = fn(*args)
-    return time.perf_counter() - start, tokens
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a Marian export: folder or embedded name (marian-en-zh)")
@@ -312,29 +306,21 @@ def main() -> None:
     for k in names:
         variants[k](0)
 
-    times = {k: [[] for _ in pieces] for k in names}
     tokens = {k: [0] * len(pieces) for k in names}
     outputs = {k: [None] * len(pieces) for k in names}
     batches = {k: [] for k in names}
-    turn = 0
+
+    def after(r, c, k, n_tokens):
+        tokens[k][c] = n_tokens
+        if r == 0:
+            outputs[k][c] = list(owners[k].outputs)
+            batches[k] += owners[k].batches
+
+    times, turns = interleave(variants, len(pieces), args.rounds, after)
     paired: dict[str, list[float]] = {"greedy": [], "beam": []}
-    for r in range(args.rounds):
-        total = dict.fromkeys(names, 0.0)
-        for c in range(len(pieces)):
-            order = names[turn % len(names):] + names[: turn % len(names)]
-            turn += 1
-            got = {}
-            for k in order:
-                got[k], tokens[k][c] = timed(variants[k], c)
-                times[k][c].append(got[k])
-                total[k] += got[k]
-                if r == 0:
-                    outputs[k][c] = list(owners[k].outputs)
-                    batches[k] += owners[k].batches
-            if torch_v is not None:
-                paired["greedy"].append(got["torch greedy"] / got["tfm greedy"])
-                paired["beam"].append(got[f"torch beam{args.beams}"] / got[f"tfm beam{args.beams}"])
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {total[k]:.2f}s" for k in names), flush=True)
+    if torch_v is not None:
+        paired["greedy"] = [t["torch greedy"] / t["tfm greedy"] for t in turns]
+        paired["beam"] = [t[f"torch beam{args.beams}"] / t[f"tfm beam{args.beams}"] for t in turns]
 
     n = len(lines)
     print()
